@@ -5,8 +5,11 @@
 //! * [`Clock`] with [`SystemClock`] and [`ManualClock`] — how it judges expiry.
 //! * [`StoreError`] — the one error type, with causes kept as `source()`.
 //! * [`MemoryStore`] — a correct in-process reference store.
+//! * [`session`] — the Session layer: tokens, lazy loading, expiry, flash,
+//!   typed values and conflict-merging saves over any store.
 //!
-//! Stores keep opaque bytes; they know nothing of cookies, flash or serde.
+//! Stores keep opaque bytes; they know nothing of cookies, flash or serde
+//! (the [`session`] layer does).
 //!
 //! # Implementing a store
 //!
@@ -40,6 +43,7 @@ mod error;
 mod id;
 mod memory;
 mod record;
+pub mod session;
 mod store;
 mod time;
 

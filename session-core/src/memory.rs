@@ -182,10 +182,10 @@ impl SessionStore for MemoryStore {
         self.check_size(data)?;
         let now = self.clock.now();
         let mut map = self.lock();
-        if let Some(v) = expected {
-            if Self::live(&map, id, now).map(|r| r.version) != Some(v) {
-                return Err(StoreError::Conflict);
-            }
+        if let Some(v) = expected
+            && Self::live(&map, id, now).map(|r| r.version) != Some(v)
+        {
+            return Err(StoreError::Conflict);
         }
         Ok(self.put(&mut map, id, data.to_vec(), expires_at))
     }

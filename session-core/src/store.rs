@@ -306,11 +306,7 @@ macro_rules! forward_store {
             async fn delete_expired(&self) -> StoreResult<u64> {
                 (**self).delete_expired().await
             }
-            async fn update(
-                &self,
-                id: &SessionId,
-                f: &mut UpdateFn<'_>,
-            ) -> StoreResult<Updated> {
+            async fn update(&self, id: &SessionId, f: &mut UpdateFn<'_>) -> StoreResult<Updated> {
                 (**self).update(id, f).await
             }
             async fn scan(

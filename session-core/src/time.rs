@@ -150,7 +150,10 @@ mod tests {
     fn manual_clock_is_shared_between_clones() {
         let c = ManualClock::new(Timestamp::from_millis(1_000));
         let d = c.clone();
-        assert_eq!(c.advance(Duration::from_secs(2)), Timestamp::from_millis(3_000));
+        assert_eq!(
+            c.advance(Duration::from_secs(2)),
+            Timestamp::from_millis(3_000)
+        );
         assert_eq!(d.now(), Timestamp::from_millis(3_000));
         d.set(Timestamp::from_millis(5));
         assert_eq!(c.now(), Timestamp::from_millis(5));
@@ -165,9 +168,18 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(Timestamp::MAX.saturating_add(Duration::from_secs(1)), Timestamp::MAX);
-        assert_eq!(Timestamp::MIN.saturating_sub(Duration::from_secs(1)), Timestamp::MIN);
-        assert_eq!(Timestamp::EPOCH.saturating_add(Duration::MAX), Timestamp::MAX);
+        assert_eq!(
+            Timestamp::MAX.saturating_add(Duration::from_secs(1)),
+            Timestamp::MAX
+        );
+        assert_eq!(
+            Timestamp::MIN.saturating_sub(Duration::from_secs(1)),
+            Timestamp::MIN
+        );
+        assert_eq!(
+            Timestamp::EPOCH.saturating_add(Duration::MAX),
+            Timestamp::MAX
+        );
         assert_eq!(
             Timestamp::from_millis(5).duration_since(Timestamp::from_millis(9)),
             Duration::ZERO
