@@ -254,8 +254,8 @@ pub trait SessionStore: Send + Sync {
     }
 }
 
-/// Yields to the executor once; runtime-agnostic.
-struct YieldNow(bool);
+/// Yields to the executor once; runtime-agnostic (no timer, no runtime handle).
+pub(crate) struct YieldNow(pub(crate) bool);
 
 impl Future for YieldNow {
     type Output = ();

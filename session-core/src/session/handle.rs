@@ -9,10 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::error::StoreError;
 use crate::id::SessionId;
 use crate::record::Version;
+use crate::store::YieldNow;
 use crate::time::Timestamp;
 
 use super::codec::Codec;
@@ -876,20 +875,4 @@ fn decode_value<C: Codec, T: DeserializeOwned>(
             key: key.to_owned(),
             source,
         })
-}
-
-/// Yields to the executor once; runtime-agnostic.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
 }
