@@ -729,6 +729,9 @@ impl SessionStore for MmapStore {
         let mut s = StoreStats::default();
         let (mut ev_live, mut ev_exp, mut repaired, mut cleared, mut dropped) = (0u64, 0, 0, 0, 0);
         let mut used = 0u64;
+        // Per-page fill of the data area, for `sessionctl stats`' histogram.
+        let mut fill = Vec::with_capacity(self.geo.pages as usize);
+        let data_cap = (self.geo.data_cap() as u64).max(1);
         self.for_each_page(|page, now| {
             page.for_each_head(|_, h| {
                 if h.expires <= now {
@@ -744,11 +747,17 @@ impl SessionStore for MmapStore {
             repaired += u64::from(hdr.repaired);
             cleared += u64::from(hdr.cleared);
             dropped += hdr.corrupt_dropped;
-            used += u64::from(hdr.data_used).saturating_sub(self.geo.data_start() as u64);
+            let page_used = u64::from(hdr.data_used).saturating_sub(self.geo.data_start() as u64);
+            used += page_used;
+            fill.push(format!(
+                "{:.3}",
+                (page_used as f64 / data_cap as f64).min(1.0)
+            ));
             Ok(())
         })?;
         let cap = self.geo.data_cap() as u64 * u64::from(self.geo.pages);
         s.details = vec![
+            ("entries".into(), (s.live + s.expired).to_string()),
             ("evicted_live".into(), ev_live.to_string()),
             ("evicted_expired".into(), ev_exp.to_string()),
             ("pages".into(), self.geo.pages.to_string()),
@@ -759,6 +768,7 @@ impl SessionStore for MmapStore {
             ("pages_repaired".into(), repaired.to_string()),
             ("pages_cleared".into(), cleared.to_string()),
             ("corrupt_entries_dropped".into(), dropped.to_string()),
+            ("page_fill".into(), fill.join(",")),
         ];
         Ok(s)
     }
