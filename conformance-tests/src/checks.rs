@@ -11,6 +11,7 @@ use session_core::{
 };
 
 use crate::child;
+use crate::session_checks::{session_layer_concurrent_requests_merge, session_layer_login_flow};
 use crate::{Check, CheckResult, Failure, Harness, Needs, ensure};
 
 macro_rules! table {
@@ -77,6 +78,8 @@ table! {
     scan_pages_cover_every_live_record_in_order: Nothing,
     stats_count_live_and_expired: Nothing,
     works_through_arc_dyn: Nothing,
+    session_layer_login_flow: Nothing,
+    session_layer_concurrent_requests_merge: Nothing,
     reopen_keeps_records: Persistent,
     reopen_keeps_deletes_and_touches: Persistent,
     reopen_versions_stay_valid_for_cas: Persistent,
@@ -1115,17 +1118,24 @@ async fn extreme_ids_round_trip(h: &Harness<'_>) -> CheckResult {
 
 // ---------------------------------------------------------------- concurrency
 
-async fn concurrent_create_exactly_one_wins(h: &Harness<'_>) -> CheckResult {
-    let s = h.store();
-    let id = new_id();
-    let exp = h.in_secs(HOUR);
+/// Starts 16 tasks at a barrier, task `i` writing the one byte `[i]` with `write`;
+/// returns the winners `(i, version)` and checks that every loser got `lost`.
+async fn race16<F, Fut>(
+    s: &Arc<dyn SessionStore>,
+    lost: fn(&StoreError) -> bool,
+    write: F,
+) -> Result<Vec<(u8, Version)>, Failure>
+where
+    F: Fn(Arc<dyn SessionStore>, u8) -> Fut,
+    Fut: std::future::Future<Output = Result<Version, StoreError>> + Send + 'static,
+{
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let mut tasks = Vec::new();
     for i in 0..16u8 {
-        let (s, barrier) = (s.clone(), barrier.clone());
+        let (fut, barrier) = (write(s.clone(), i), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (i, s.create(&id, &[i], exp).await)
+            (i, fut.await)
         }));
     }
     let mut winners = Vec::new();
@@ -1135,21 +1145,50 @@ async fn concurrent_create_exactly_one_wins(h: &Harness<'_>) -> CheckResult {
             .map_err(|e| Failure(format!("task panicked: {e}")))?;
         match r {
             Ok(v) => winners.push((i, v)),
-            Err(StoreError::AlreadyExists) => {}
+            Err(e) if lost(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(winners)
+}
+
+/// The single winner's byte and version must be what the store holds.
+async fn check_single_winner(
+    s: &dyn SessionStore,
+    id: &SessionId,
+    winners: &[(u8, Version)],
+    what: &str,
+) -> CheckResult {
     ensure!(
         winners.len() == 1,
-        "create: 16 concurrent creates of one id must have exactly one winner, got {}",
+        "{what}: 16 concurrent writers must have exactly one winner, got {}",
         winners.len()
     );
-    let rec = live(&*s, &id).await?;
+    let rec = live(s, id).await?;
     ensure!(
         rec.data == [winners[0].0] && rec.version == winners[0].1,
-        "create: the stored record must be the winner's"
+        "{what}: the stored record must be the winner's"
     );
     Ok(())
+}
+
+async fn concurrent_create_exactly_one_wins(h: &Harness<'_>) -> CheckResult {
+    let s = h.store();
+    let id = new_id();
+    let exp = h.in_secs(HOUR);
+    let winners = race16(
+        &s,
+        |e| matches!(e, StoreError::AlreadyExists),
+        |s, i| async move { s.create(&id, &[i], exp).await },
+    )
+    .await?;
+    check_single_winner(
+        &*s,
+        &id,
+        &winners,
+        "create (16 concurrent creates of one id)",
+    )
+    .await
 }
 
 async fn concurrent_cas_one_winner_per_version(h: &Harness<'_>) -> CheckResult {
@@ -1157,37 +1196,19 @@ async fn concurrent_cas_one_winner_per_version(h: &Harness<'_>) -> CheckResult {
     let id = new_id();
     let exp = h.in_secs(HOUR);
     let v0 = s.create(&id, b"start", exp).await?;
-    let barrier = Arc::new(tokio::sync::Barrier::new(16));
-    let mut tasks = Vec::new();
-    for i in 0..16u8 {
-        let (s, barrier) = (s.clone(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            (i, s.save(&id, &[i], exp, Some(v0)).await)
-        }));
-    }
-    let mut winners = Vec::new();
-    for t in tasks {
-        let (i, r) = t
-            .await
-            .map_err(|e| Failure(format!("task panicked: {e}")))?;
-        match r {
-            Ok(v) => winners.push((i, v)),
-            Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    ensure!(
-        winners.len() == 1,
-        "save: 16 concurrent save(Some(v)) with one version must have exactly one winner, got {}",
-        winners.len()
-    );
-    let rec = live(&*s, &id).await?;
-    ensure!(
-        rec.data == [winners[0].0] && rec.version == winners[0].1,
-        "save: the stored record must be the CAS winner's"
-    );
-    Ok(())
+    let winners = race16(
+        &s,
+        |e| matches!(e, StoreError::Conflict),
+        |s, i| async move { s.save(&id, &[i], exp, Some(v0)).await },
+    )
+    .await?;
+    check_single_winner(
+        &*s,
+        &id,
+        &winners,
+        "save (16 concurrent save(Some(v)) with one version)",
+    )
+    .await
 }
 
 async fn concurrent_distinct_ids_do_not_interfere(h: &Harness<'_>) -> CheckResult {

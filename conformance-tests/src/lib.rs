@@ -42,6 +42,7 @@ use session_core::{ManualClock, SessionStore, StoreError, StoreResult, Timestamp
 
 mod checks;
 mod child;
+mod session_checks;
 
 pub use checks::CHECKS;
 
@@ -548,6 +549,8 @@ macro_rules! suite {
             scan_pages_cover_every_live_record_in_order
             stats_count_live_and_expired
             works_through_arc_dyn
+            session_layer_login_flow
+            session_layer_concurrent_requests_merge
             reopen_keeps_records
             reopen_keeps_deletes_and_touches
             reopen_versions_stay_valid_for_cas

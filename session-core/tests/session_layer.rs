@@ -939,65 +939,6 @@ async fn same_key_is_last_writer_wins_and_removes_merge() {
     assert_eq!(s.keys().await.unwrap(), vec!["a".to_string()]);
 }
 
-/// login → cycle id → flash → redirect → read flash → logout, over any store
-/// judged by `clock`.
-async fn scripted_flow(store: Arc<dyn SessionStore>, clock: &ManualClock) {
-    let sessions = SessionManager::new(store.clone(), SessionConfig::default());
-    let client = ClientInfo::new();
-
-    // Anonymous visitor puts something in the cart.
-    let s = sessions.load(None, client.clone());
-    s.insert("cart", &vec!["tea".to_string()]).await.unwrap();
-    let anon = token_of(&s.finish().await.unwrap());
-
-    // Login: cycle the id, remember the user, flash a greeting, redirect.
-    clock.advance(Duration::from_secs(5));
-    let s = sessions.load(Some(&anon), client.clone());
-    s.cycle_id().await.unwrap();
-    s.insert("user", "ada").await.unwrap();
-    s.flash_insert("notice", "welcome back").await.unwrap();
-    let user = token_of(&s.finish().await.unwrap());
-    assert_ne!(user, anon);
-    assert!(store.load(&id_of(&anon)).await.unwrap().is_none());
-
-    // The redirect target does not show flash; another redirect.
-    clock.advance(Duration::from_secs(1));
-    let s = sessions.load(Some(&user), client.clone());
-    assert_eq!(
-        s.get::<String>("user").await.unwrap().as_deref(),
-        Some("ada")
-    );
-    assert_eq!(s.finish().await.unwrap(), Outcome::Unchanged);
-
-    // The page shows the flash and the cart survived login.
-    clock.advance(Duration::from_secs(1));
-    let s = sessions.load(Some(&user), client.clone());
-    assert_eq!(
-        s.flash_get::<String>("notice").await.unwrap().as_deref(),
-        Some("welcome back")
-    );
-    assert_eq!(
-        s.get::<Vec<String>>("cart").await.unwrap(),
-        Some(vec!["tea".to_string()])
-    );
-    let _ = s.finish().await.unwrap();
-    let s = sessions.load(Some(&user), client.clone());
-    assert_eq!(s.flash_get::<String>("notice").await.unwrap(), None);
-    let _ = s.finish().await.unwrap();
-
-    // Logout.
-    let s = sessions.load(Some(&user), client.clone());
-    s.delete("logout").await.unwrap();
-    assert_eq!(s.delete_reason().await.unwrap().as_deref(), Some("logout"));
-    assert_eq!(s.finish().await.unwrap(), Outcome::RemoveCookie);
-    let s = sessions.load(Some(&user), client.clone());
-    assert_eq!(s.get::<String>("user").await.unwrap(), None);
-    assert!(store.load(&id_of(&user)).await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn scripted_login_flow_over_memory_store() {
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
-    let store = Arc::new(MemoryStore::builder().clock(clock.clone()).build());
-    scripted_flow(store, &clock).await;
-}
+// The scripted login → cycle id → flash → redirect → logout flow and the
+// 16-request merge run as conformance checks (`session_layer_*`) over
+// MemoryStore and every persistent store.
