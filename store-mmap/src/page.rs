@@ -32,6 +32,10 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// Most bytes of a value prefetched ahead of a copy: enough for typical
+/// sessions; past that the hardware prefetcher keeps up with a long copy.
+const PREFETCH_MAX: usize = 4096;
+
 /// Journal valid word ("JOURNAL1"): a magic rather than 1, so damage rarely fakes it.
 const JOURNAL_VALID: u64 = u64::from_le_bytes(*b"JOURNAL1");
 
@@ -205,10 +209,10 @@ impl<'a> Page<'a> {
 
     /// Copies out and checks the value of a validated entry header.
     pub(crate) fn data_at(&self, off: usize, head: &Head) -> Option<Vec<u8>> {
-        let mut data = vec![0u8; head.len as usize];
-        if !self.map.read(self.base + off + ENTRY_HDR, &mut data) {
-            return None;
-        }
+        // Straight into the returned buffer (no zero-fill), checked on that copy.
+        let data = self
+            .map
+            .read_vec(self.base + off + ENTRY_HDR, head.len as usize)?;
         (layout::data_sum(&data, self.seed) == head.data_sum).then_some(data)
     }
 
@@ -237,6 +241,12 @@ impl<'a> Page<'a> {
                     if p.found.is_some() {
                         p.suspect += 1;
                     } else {
+                        // A load copies this value next: start fetching it while
+                        // the rest of the chain is walked (a hint, read nothing).
+                        self.map.prefetch(
+                            self.base + off + ENTRY_HDR,
+                            (head.len as usize).min(PREFETCH_MAX),
+                        );
                         p.found = Some((s, off, head));
                     }
                 }
@@ -297,6 +307,11 @@ impl<'a> Page<'a> {
         };
         let fresh_slot = probe.found.is_none() && matches!(probe.free, Some((_, true)));
         let off = self.hdr.data_used as usize;
+        // Fetch the destination lines while the value's checksum is computed.
+        self.map.prefetch(
+            self.base + off,
+            layout::entry_size(data.len()).min(PREFETCH_MAX),
+        );
         let tick = self.next_tick();
         let head = Head {
             id: *id,

@@ -1,5 +1,5 @@
-//! The crate's only `unsafe` code: raw copies in and out of the shared map, and
-//! the OS calls for locks.
+//! The crate's only `unsafe` code: raw copies in and out of the shared map,
+//! cache prefetch hints, and the OS calls for locks and the coarse clock.
 //!
 //! Invariants: no reference (`&[u8]`, `&T`) into the map is ever created; every
 //! access is a bounds-checked copy through a raw pointer, so other processes
@@ -55,6 +55,57 @@ impl SharedMap {
             ptr::copy_nonoverlapping(self.map.as_ptr().add(off), dst.as_mut_ptr(), dst.len());
         }
         true
+    }
+
+    /// Copies `len` bytes starting at `off` out of the map into a new `Vec`
+    /// (one copy, no zero-fill first); `None` if out of bounds.
+    pub(crate) fn read_vec(&self, off: usize, len: usize) -> Option<Vec<u8>> {
+        if !self.range_ok(off, len) {
+            return None;
+        }
+        let mut v = Vec::with_capacity(len);
+        // SAFETY: `off + len <= self.len` was checked above, so the source range
+        // lies in the live mapping (never shrunk, see `read`). `v` has capacity
+        // for `len` bytes and is a distinct allocation, so the ranges do not
+        // overlap. After the copy the first `len` bytes of `v` are initialised
+        // (`u8` has no invalid values), so `set_len(len)` exposes only
+        // initialised memory. No reference into the map is formed.
+        unsafe {
+            ptr::copy_nonoverlapping(self.map.as_ptr().add(off), v.as_mut_ptr(), len);
+            v.set_len(len);
+        }
+        Some(v)
+    }
+
+    /// Hints the CPU to start fetching the cache lines of `off..off + len`, so
+    /// the misses of several independent reads overlap instead of queueing.
+    /// Only a hint: it reads nothing into Rust and never faults, and ranges out
+    /// of bounds are ignored.
+    #[inline]
+    pub(crate) fn prefetch(&self, off: usize, len: usize) {
+        if !self.range_ok(off, len) {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let base = self.map.as_ptr().wrapping_add(off);
+            let mut at = 0;
+            while at < len {
+                // SAFETY: SSE is part of the x86_64 baseline, so the instruction
+                // exists on every CPU this code runs on. A prefetch is only a
+                // hint: it cannot fault, writes nothing and makes no value
+                // visible to Rust, so no memory-safety condition applies (the
+                // address is inside the mapping anyway, checked above).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(at).cast::<i8>()) };
+                at += 64;
+            }
+            // The last line, when the range ends past the last 64-byte step.
+            if len > 0 {
+                // SAFETY: as above.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(len - 1).cast::<i8>()) };
+            }
+        }
     }
 
     /// Copies `src` into the map at `off`; `false` (and nothing written) if out of bounds.
@@ -212,6 +263,26 @@ pub(crate) fn flock(file: &File, exclusive: bool) -> io::Result<()> {
     }
 }
 
+/// Wall-clock microseconds from the coarse real-time clock (updated once per
+/// kernel tick, read from the vDSO without a system call), for LRU stamps that
+/// only need a rough order across processes; 0 if the clock is unavailable.
+pub(crate) fn coarse_micros() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec` that outlives the call, and
+    // CLOCK_REALTIME_COARSE is a clock id every supported Linux kernel knows.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &raw mut ts) };
+    if r != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).map_or(0, |s| {
+        s.saturating_mul(1_000_000)
+            .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000)
+    })
+}
+
 /// The real user id of this process (for the default file name).
 pub(crate) fn current_uid() -> u32 {
     // SAFETY: getuid(2) takes no arguments, touches no memory and cannot fail.
@@ -255,6 +326,19 @@ mod tests {
         assert_eq!(m.cas_u64(16, 0, 5), Ok(0));
         assert_eq!(m.cas_u64(16, 0, 6), Err(5));
         assert_eq!(m.cas_u64(17, 5, 6), Err(u64::MAX));
+        assert_eq!(m.read_vec(4090, 6).as_deref(), Some(&b"abcdef"[..]));
+        assert_eq!(m.read_vec(4091, 6), None);
+        assert_eq!(m.read_vec(usize::MAX - 2, 6), None);
+        assert_eq!(m.read_vec(4096, 0), Some(Vec::new()));
+        // Hints only: in range, out of range and empty are all harmless.
+        m.prefetch(0, 4096);
+        m.prefetch(4000, 200);
+        m.prefetch(usize::MAX - 1, 64);
+        m.prefetch(4096, 0);
+        // After 2020 and not going backwards by more than a tick.
+        let t = coarse_micros();
+        assert!(t > 1_600_000_000_000_000);
+        assert!(coarse_micros() + 100_000 >= t);
         let mut w = [0u8; 8];
         assert!(m.read(8, &mut w));
         assert_eq!(u64::from_le_bytes(w), 0x1122_3344_5566_7788);
