@@ -4,6 +4,8 @@
 //!
 //! 1 KiB values, one transaction per write for the raw engines; the store's
 //! figures go through the `SessionStore` trait on a tokio runtime.
+//! "overwrite median" re-saves every id with the same expiry and size (the
+//! store) or re-inserts every key (raw) and reports the median per write.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +17,13 @@ const VALUE: usize = 1024;
 
 fn per_op(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n as f64
+}
+
+/// Median of per-op latencies, µs.
+fn median(lat: &mut [Duration]) -> f64 {
+    lat.sort_unstable();
+    lat.get(lat.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
 fn ids(n: usize) -> Vec<SessionId> {
@@ -29,34 +38,41 @@ mod raw_redb {
     use redb::{Database, Durability, ReadableDatabase, TableDefinition};
     const T: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("t");
 
-    /// µs per insert (one transaction each), µs per read.
+    /// µs per insert (one transaction each), µs per read, median µs per
+    /// non-durable overwrite of an existing key.
     pub(super) fn run(
         dir: &std::path::Path,
         durable_n: usize,
         n: usize,
-    ) -> BenchResult<(f64, f64, f64)> {
+    ) -> BenchResult<(f64, f64, f64, f64)> {
         let db = Database::create(dir.join("raw.redb"))?;
         let v = vec![7u8; VALUE];
-        let put = |ids: &[SessionId], d: Durability| -> BenchResult<Duration> {
+        let mut lat = Vec::with_capacity(n);
+        let mut put = |ids: &[SessionId], d: Durability| -> BenchResult<Duration> {
+            lat.clear();
             let t0 = Instant::now();
             for id in ids {
+                let t = Instant::now();
                 let mut txn = db.begin_write()?;
                 txn.set_durability(d)?;
                 txn.open_table(T)?.insert(&id.as_bytes()[..], &v[..])?;
                 txn.commit()?;
+                lat.push(t.elapsed());
             }
             Ok(t0.elapsed())
         };
         let durable = per_op(put(&ids(durable_n), Durability::Immediate)?, durable_n);
         let all = ids(n);
         let fast = per_op(put(&all, Durability::None)?, n);
+        put(&all, Durability::None)?;
+        let overwrite = median(&mut lat);
         let t0 = Instant::now();
         for id in &all {
             let txn = db.begin_read()?;
             let g = txn.open_table(T)?.get(&id.as_bytes()[..])?;
             std::hint::black_box(g.map(|g| g.value().len()));
         }
-        Ok((durable, fast, per_op(t0.elapsed(), n)))
+        Ok((durable, fast, per_op(t0.elapsed(), n), overwrite))
     }
 }
 
@@ -70,7 +86,7 @@ mod raw_lmdb {
         dir: &std::path::Path,
         ids: &[SessionId],
         sync: bool,
-    ) -> BenchResult<(Duration, Option<Duration>)> {
+    ) -> BenchResult<(Duration, Option<Duration>, f64)> {
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(1 << 30).max_dbs(2);
         if !sync {
@@ -100,30 +116,39 @@ mod raw_lmdb {
         }
         let put = t0.elapsed();
         if sync {
-            return Ok((put, None));
+            return Ok((put, None, 0.0));
+        }
+        let mut lat = Vec::with_capacity(ids.len());
+        for id in ids {
+            let t = Instant::now();
+            let mut w = env.write_txn()?;
+            db.put(&mut w, id.as_bytes(), &v)?;
+            w.commit()?;
+            lat.push(t.elapsed());
         }
         let t0 = Instant::now();
         for id in ids {
             let r = env.read_txn()?;
             std::hint::black_box(db.get(&r, id.as_bytes())?.map(<[u8]>::len));
         }
-        Ok((put, Some(t0.elapsed())))
+        Ok((put, Some(t0.elapsed()), median(&mut lat)))
     }
 
     pub(super) fn run(
         dir: &std::path::Path,
         durable_n: usize,
         n: usize,
-    ) -> BenchResult<(f64, f64, f64)> {
+    ) -> BenchResult<(f64, f64, f64, f64)> {
         let (d1, d2) = (dir.join("durable"), dir.join("fast"));
         std::fs::create_dir_all(&d1)?;
         std::fs::create_dir_all(&d2)?;
-        let (durable, _) = put_all(&d1, &ids(durable_n), true)?;
-        let (fast, read) = put_all(&d2, &ids(n), false)?;
+        let (durable, _, _) = put_all(&d1, &ids(durable_n), true)?;
+        let (fast, read, overwrite) = put_all(&d2, &ids(n), false)?;
         Ok((
             per_op(durable, durable_n),
             per_op(fast, n),
             per_op(read.unwrap_or_default(), n),
+            overwrite,
         ))
     }
 }
@@ -189,6 +214,18 @@ fn store_run(engine: Engine, durable_n: usize, n: usize) -> BenchResult<()> {
         Ok::<_, session_core::StoreError>(())
     })?;
     let save = per_op(t0.elapsed(), n);
+    // Overwrite with the same expiry and size, as an app re-saving its
+    // sessions does (session-bench's `save` phase): median per save.
+    let mut lat = Vec::with_capacity(n);
+    rt.block_on(async {
+        for id in &all {
+            let t = Instant::now();
+            e.save(id, &v, exp, None).await?;
+            lat.push(t.elapsed());
+        }
+        Ok::<_, session_core::StoreError>(())
+    })?;
+    let overwrite = median(&mut lat);
     let t0 = Instant::now();
     rt.block_on(async {
         for id in &all {
@@ -208,7 +245,8 @@ fn store_run(engine: Engine, durable_n: usize, n: usize) -> BenchResult<()> {
     let reopen = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "{:<5} store: durable create 1 writer {r1:>8.0}/s ({:.0} µs), 32 writers {r32:>8.0}/s (x{:.1}), \
-         64 writers {r64:>8.0}/s (x{:.1}); non-durable save {save:.1} µs; load {load:.2} µs; \
+         64 writers {r64:>8.0}/s (x{:.1}); non-durable save {save:.1} µs, overwrite median \
+         {overwrite:.1} µs; load {load:.2} µs; \
          reopen {reopen:.0} ms",
         engine.name(),
         1e6 / r1,
@@ -228,18 +266,20 @@ fn main() -> BenchResult<()> {
     #[cfg(feature = "redb")]
     {
         let tmp = tempfile::tempdir()?;
-        let (d, f, r) = raw_redb::run(tmp.path(), durable_n, n)?;
+        let (d, f, r, o) = raw_redb::run(tmp.path(), durable_n, n)?;
         println!(
-            "redb  raw:   durable insert {d:.0} µs; non-durable insert {f:.1} µs; read {r:.2} µs"
+            "redb  raw:   durable insert {d:.0} µs; non-durable insert {f:.1} µs, overwrite \
+             median {o:.1} µs; read {r:.2} µs"
         );
         store_run(Engine::Redb, durable_n, n)?;
     }
     #[cfg(feature = "lmdb")]
     {
         let tmp = tempfile::tempdir()?;
-        let (d, f, r) = raw_lmdb::run(tmp.path(), durable_n, n)?;
+        let (d, f, r, o) = raw_lmdb::run(tmp.path(), durable_n, n)?;
         println!(
-            "lmdb  raw:   durable insert {d:.0} µs; non-durable insert {f:.1} µs; read {r:.2} µs"
+            "lmdb  raw:   durable insert {d:.0} µs; non-durable insert {f:.1} µs, overwrite \
+             median {o:.1} µs; read {r:.2} µs"
         );
         store_run(Engine::Lmdb, durable_n, n)?;
     }

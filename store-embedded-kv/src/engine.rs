@@ -6,6 +6,10 @@
 //! (measured with redb: 3 inserts into 3 tables 43 µs per non-durable commit,
 //! into 1 table 27 µs, 1 insert 25 µs).
 //!
+//! Each extra leaf a commit touches still costs: with redb, one insert 16.8 µs
+//! median, plus an index entry 21.2 µs, plus the two meta counts 26.7 µs. So
+//! `writer.rs` writes the index entry and the counts only when they change.
+//!
 //! Keeping the engine surface this small puts every session rule in one place
 //! (`writer.rs`, `store.rs`) for both redb and LMDB.
 

@@ -693,3 +693,62 @@ fn files_are_owner_only() {
         drop(store);
     }
 }
+
+/// A rewrite that keeps the expiry (and size) leaves the index entry and the
+/// meta counts alone; one that changes either updates them. Either way the
+/// index keeps exactly one entry per record and the counts stay exact.
+#[test]
+fn rewrites_keep_index_and_counts_exact() {
+    fn ok<T>(r: session_core::StoreResult<T>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+    for engine in engines() {
+        let dir = tmp();
+        let clock = clock();
+        let store = open(dir.path(), engine, Durability::Eventual, &clock);
+        let soon = Timestamp::from_millis(T0 + 1_000);
+        let later = Timestamp::from_millis(T0 + 5_000);
+        rt().block_on(async {
+            let ids: Vec<SessionId> = (0..5).map(|_| SessionId::generate()).collect();
+            let mut versions = Vec::new();
+            for id in &ids {
+                versions.push(ok(store.create(id, &[1; 10], soon).await));
+            }
+            // Same expiry, same size: only the record changes.
+            let v0 = ok(store.save(&ids[0], &[2; 10], soon, None).await);
+            assert_ne!(v0, versions[0]);
+            // Same expiry, new size: the entry's length changes in place.
+            ok(store.save(&ids[1], &[2; 20], soon, None).await);
+            // New expiry: the entry moves.
+            ok(store.save(&ids[2], &[2; 10], later, None).await);
+            // Touch to the same expiry, then to a later one.
+            assert!(ok(store.touch(&ids[3], soon).await));
+            assert!(ok(store.touch(&ids[3], later).await));
+            // Conditional save keeping expiry and size.
+            ok(store.save(&ids[4], &[3; 10], soon, Some(versions[4])).await);
+
+            let s = ok(store.stats().await);
+            assert_eq!((s.live, s.expired, s.live_bytes), (5, 0, 60), "{engine:?}");
+            let got = ok(store.load(&ids[0]).await).map(|r| (r.data, r.version));
+            assert_eq!(got, Some((vec![2; 10], v0)), "{engine:?}");
+
+            clock.advance(Duration::from_millis(2_000));
+            let s = ok(store.stats().await);
+            assert_eq!((s.live, s.expired, s.live_bytes), (2, 3, 20), "{engine:?}");
+            assert_eq!(ok(store.delete_expired().await), 3, "{engine:?}");
+            let s = ok(store.stats().await);
+            assert_eq!(detail(&s, "purge_index_entries_visited"), 3, "{engine:?}");
+            assert_eq!((s.live, s.expired, s.live_bytes), (2, 0, 20), "{engine:?}");
+            for (i, id) in ids.iter().enumerate() {
+                let live = ok(store.load(id).await).is_some();
+                assert_eq!(live, i == 2 || i == 3, "{engine:?} id {i}");
+            }
+
+            clock.advance(Duration::from_millis(4_000));
+            assert_eq!(ok(store.delete_expired().await), 2, "{engine:?}");
+            let s = ok(store.stats().await);
+            assert_eq!(detail(&s, "purge_index_entries_visited"), 5, "{engine:?}");
+            assert_eq!((s.live, s.expired, s.live_bytes), (0, 0, 0), "{engine:?}");
+        });
+    }
+}

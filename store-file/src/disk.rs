@@ -7,8 +7,10 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rustix::fs::{FlockOperation, OFlags, flock};
 use rustix::io::Errno;
@@ -39,13 +41,81 @@ pub(crate) struct Inner {
     pub(crate) durability: Durability,
     pub(crate) max_value_size: usize,
     pub(crate) clock: SharedClock,
+    /// One slot per stripe, holding that stripe's lock file once opened.
+    pub(crate) stripes: Stripes,
+    /// Random per store; with `tmp_counter`, names temp files without a
+    /// `getrandom` call per write (`O_EXCL` still catches any collision).
+    pub(crate) tmp_base: u64,
+    pub(crate) tmp_counter: AtomicU64,
 }
 
-/// An exclusive `flock` on one stripe lock file, released when dropped (closing
-/// the descriptor releases the lock, also when the process dies).
+/// One stripe: its lock file, opened once and kept, and an in-process flag.
+///
+/// A `flock` belongs to the open file description, so two threads locking
+/// one shared descriptor would both succeed. The `busy` flag (a mutex plus
+/// condvar, so the holder may move between threads) excludes threads of
+/// this store first; only its holder then `flock`s the shared descriptor,
+/// which excludes other processes and other `FileStore`s opened on the same
+/// root (each has descriptors of its own).
+#[derive(Debug, Default)]
+pub(crate) struct Stripe {
+    state: Mutex<StripeState>,
+    freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StripeState {
+    busy: bool,
+    file: Option<Arc<File>>,
+}
+
+impl Stripe {
+    fn state(&self) -> MutexGuard<'_, StripeState> {
+        // The state is a flag and a handle, valid whatever a panicking holder did.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A store's stripe slots (a newtype so `Debug` does not print 256 of them).
+pub(crate) struct Stripes(Box<[Arc<Stripe>]>);
+
+impl std::ops::Deref for Stripes {
+    type Target = [Arc<Stripe>];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Stripes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stripes({})", self.0.len())
+    }
+}
+
+/// Fresh stripe slots for a store.
+pub(crate) fn new_stripes() -> Stripes {
+    Stripes((0..STRIPES).map(|_| Arc::default()).collect())
+}
+
+/// A stripe held by this store: its `busy` flag set and (once `file` is set)
+/// an exclusive `flock` on its lock file. Dropping it unlocks; if the process
+/// dies the kernel releases the `flock`.
 #[derive(Debug)]
 pub(crate) struct StripeLock {
-    _file: File,
+    stripe: Arc<Stripe>,
+    /// The descriptor whose `flock` this guard holds, once taken.
+    file: Option<Arc<File>>,
+}
+
+impl Drop for StripeLock {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Cannot fail on a valid descriptor; nothing useful to do if it did.
+            let _ = flock(&*file, FlockOperation::Unlock);
+        }
+        self.stripe.state().busy = false;
+        self.stripe.freed.notify_one();
+    }
 }
 
 /// What `read_record` found.
@@ -156,27 +226,83 @@ impl Inner {
         }
     }
 
-    /// Checks that stripe lock files can be created and opened.
+    /// Checks that stripe lock files can be created and opened (keeping
+    /// stripe 0's descriptor for later use).
     pub(crate) fn probe_locks(&self) -> io::Result<()> {
-        self.open_lock_file(0).map(drop)
+        let Some(stripe) = self.stripes.first() else {
+            return Err(io::Error::other("no lock stripes"));
+        };
+        let mut state = stripe.state();
+        if state.file.is_none() {
+            state.file = Some(Arc::new(self.open_lock_file(0)?));
+        }
+        Ok(())
     }
 
     /// Takes `id`'s stripe lock, waiting for other threads and processes.
     pub(crate) fn lock(&self, id: &SessionId) -> StoreResult<StripeLock> {
-        let file = self.open_lock_file(stripe_of(id))?;
-        // A fresh descriptor per call: flock locks belong to the open file
-        // description, so this excludes other threads of this process too.
-        flock(&file, FlockOperation::LockExclusive).map_err(io::Error::from)?;
-        Ok(StripeLock { _file: file })
+        Ok(self
+            .acquire(id, true)?
+            .ok_or_else(|| io::Error::other("lock not taken"))?)
     }
 
     /// Takes `id`'s stripe lock only if nobody holds it.
     fn try_lock(&self, id: &SessionId) -> io::Result<Option<StripeLock>> {
-        let file = self.open_lock_file(stripe_of(id))?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(StripeLock { _file: file })),
-            Err(Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(e.into()),
+        self.acquire(id, false)
+    }
+
+    fn acquire(&self, id: &SessionId, wait: bool) -> io::Result<Option<StripeLock>> {
+        let n = stripe_of(id);
+        let Some(stripe) = self.stripes.get(n as usize) else {
+            return Err(io::Error::other("stripe out of range"));
+        };
+        let mut state = stripe.state();
+        while state.busy {
+            if !wait {
+                return Ok(None);
+            }
+            state = stripe
+                .freed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.busy = true;
+        let mut file = state.file.clone();
+        drop(state);
+        // From here the guard owns the busy flag; dropping it (on any error
+        // or `None` below) clears the flag and undoes a taken flock.
+        let mut guard = StripeLock {
+            stripe: Arc::clone(stripe),
+            file: None,
+        };
+        let op = if wait {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
+        loop {
+            let f = match file.take() {
+                Some(f) => f,
+                None => {
+                    let f = Arc::new(self.open_lock_file(n)?);
+                    guard.stripe.state().file = Some(Arc::clone(&f));
+                    f
+                }
+            };
+            match flock(&*f, op) {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) if !wait => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            guard.file = Some(Arc::clone(&f));
+            // A lock file unlinked since we opened it (someone removed
+            // `.locks`) no longer excludes anyone: reopen by name and lock again.
+            if f.metadata()?.nlink() > 0 {
+                return Ok(Some(guard));
+            }
+            if let Some(stale) = guard.file.take() {
+                let _ = flock(&*stale, FlockOperation::Unlock);
+            }
         }
     }
 
@@ -286,9 +412,10 @@ impl Inner {
     fn create_temp(&self, leaf: &Path, hex: &str) -> io::Result<(PathBuf, File)> {
         let mut last = None;
         for _ in 0..DIR_RACE_RETRIES {
+            let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
             let tmp = leaf.join(format!(
                 "{TMP_PREFIX}{hex}.{:016x}",
-                Version::random(None).as_raw()
+                self.tmp_base.wrapping_add(n)
             ));
             let opened = OpenOptions::new()
                 .write(true)
@@ -652,6 +779,9 @@ mod tests {
             durability: Durability::None,
             max_value_size: 1 << 20,
             clock: Arc::new(ManualClock::new(Timestamp::from_millis(1_000))),
+            stripes: new_stripes(),
+            tmp_base: 0,
+            tmp_counter: AtomicU64::new(0),
         }
     }
 
@@ -691,5 +821,37 @@ mod tests {
         assert!(s.try_lock(&id).unwrap().is_none());
         drop(held);
         assert!(s.try_lock(&id).unwrap().is_some());
+    }
+
+    #[test]
+    fn stripe_lock_excludes_another_store_on_the_same_root() {
+        // Two stores keep descriptors of their own, as two processes would.
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (inner(dir.path()), inner(dir.path()));
+        let id = SessionId::generate();
+        let held = a.lock(&id).unwrap();
+        assert!(b.try_lock(&id).unwrap().is_none());
+        drop(held);
+        let held = b.lock(&id).unwrap();
+        assert!(a.try_lock(&id).unwrap().is_none());
+        drop(held);
+        assert!(a.try_lock(&id).unwrap().is_some());
+    }
+
+    #[test]
+    fn stripe_lock_reopens_a_removed_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = inner(dir.path());
+        let id = SessionId::generate();
+        drop(a.lock(&id).unwrap());
+        // The cached descriptor now names an unlinked file.
+        fs::remove_dir_all(&a.locks).unwrap();
+        let held = a.lock(&id).unwrap();
+        assert!(a.lock_path(stripe_of(&id)).exists());
+        // A newcomer opens the file by name and must see the lock.
+        let b = inner(dir.path());
+        assert!(b.try_lock(&id).unwrap().is_none());
+        drop(held);
+        assert!(b.try_lock(&id).unwrap().is_some());
     }
 }

@@ -28,7 +28,7 @@
 //! <root>/                      0700, created by `open` if missing
 //!   .locks/00 … ff             0700 dir, 0600 files: 256 stripe lock files
 //!   ab/cd/abcd…(64 hex)        0700 fan-out dirs, 0600 session files
-//!   ab/cd/.tmp.<id>.<random>   a write in progress (or left by a crash)
+//!   ab/cd/.tmp.<id>.<unique>   a write in progress (or left by a crash)
 //! ```
 //!
 //! Ids are [`SessionId`]s, whose text form is exactly 64 lowercase hex
@@ -68,10 +68,15 @@
 //!   written temp file in the same directory, so readers (which take no lock)
 //!   see the old or the new file, never a mix.
 //! * Every write and removal of an id holds the id's stripe lock: an exclusive
-//!   `flock` on `.locks/<crc32c(id) % 256>`, opened afresh for each operation so
-//!   it excludes other threads of this process as well as other processes, and
-//!   is released by the kernel if the holder dies. `create`, `save(.., Some(v))`,
-//!   `touch`, `update` and `delete` read and write under that lock, so they are
+//!   `flock` on `.locks/<crc32c(id) % 256>`, released by the kernel if the
+//!   holder dies. Each store opens a stripe's lock file once and keeps the
+//!   descriptor; since a `flock` belongs to the open file description (two
+//!   threads locking one descriptor would both succeed), an in-process busy
+//!   flag per stripe excludes this store's threads first and only its holder
+//!   `flock`s, which excludes other processes and other `FileStore`s on the
+//!   same root. A lock file found unlinked after locking (`.locks` removed by
+//!   hand) is reopened by name. `create`, `save(.., Some(v))`, `touch`,
+//!   `update` and `delete` read and write under that lock, so they are
 //!   linearizable across threads and processes.
 //! * Temp files exist only while their id's lock is held, so `delete_expired`
 //!   removes a temp file exactly when it can take that lock without waiting —
@@ -119,9 +124,21 @@
 //! * Outside a tokio runtime there is no pool, so the same work runs inline
 //!   and the store still works (for tools and tests).
 //!
+//! The write path apart from the disk, measured on tmpfs (5000 sessions,
+//! 1 KiB, median of five interleaved runs): a raw create + write + rename
+//! costs 13.3 µs, `save` with [`Durability::None`] 20.6 µs inline (1.55×;
+//! 22.7 µs before stripe lock files were kept open) and 45 µs through the
+//! blocking pool. A write makes, besides the raw four calls, one `flock`,
+//! one unlock and one `statx` (the unlinked-lock-file check) on a kept
+//! descriptor; the lock file is not reopened and no temp name is drawn from
+//! `getrandom` per write. On ext4 on this shared VM a non-durable save is
+//! dominated by journal waits that swing from 0.03 to 1 ms between runs for
+//! raw writes as well, so a one-run ext4 ratio mostly measures that swing.
+//!
 //! Compared with the ≈ 632 µs per load measured for
 //! `tower-sessions-file-store` 0.3 on the same kind of machine, a load is
-//! 30× (loaded) to 160× (quiet) faster.//!
+//! 30× (loaded) to 160× (quiet) faster.
+//!
 //! # Limits
 //!
 //! Values up to [`DEFAULT_MAX_VALUE_SIZE`] (1 MiB) by default; the builder
@@ -140,6 +157,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use session_core::{
     Clock, Record, SessionId, SessionStore, SharedClock, StoreError, StoreResult, StoreStats,
@@ -298,6 +316,9 @@ impl FileStoreBuilder {
             durability: self.durability,
             max_value_size: self.max_value_size,
             clock: self.clock,
+            stripes: disk::new_stripes(),
+            tmp_base: Version::random(None).as_raw(),
+            tmp_counter: AtomicU64::new(0),
         };
         // Opening one lock file proves the lock directory is writable now
         // rather than at the first write (without locking: a writer may hold it).
