@@ -187,70 +187,56 @@ mod sqlite {
     conformance_tests::suite!(Sqlite);
 }
 
-#[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
+/// A database-server backend: its URL comes from `$var` at run time; without
+/// it, every generated test prints SKIP and returns (CI always sets it).
+macro_rules! server_backend {
+    ($feature:literal, $module:ident, $var:literal, $what:literal) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            use super::*;
 
-    const VAR: &str = "SESSIONS_TEST_POSTGRES_URL";
+            const VAR: &str = $var;
 
-    struct Postgres;
+            struct Server;
 
-    #[conformance_tests::async_trait]
-    impl Backend for Postgres {
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::new()
-                .persistent()
-                .multi_process()
-                .native_update()
-                .max_value_size(1 << 20)
+            #[conformance_tests::async_trait]
+            impl Backend for Server {
+                fn capabilities(&self) -> Capabilities {
+                    Capabilities::new()
+                        .persistent()
+                        .multi_process()
+                        .native_update()
+                        .max_value_size(1 << 20)
+                }
+
+                async fn open(&self, ctx: &Context) -> StoreResult<Arc<dyn SessionStore>> {
+                    let url = server_url(VAR, ctx)
+                        .ok_or_else(|| StoreError::config(format!("{VAR} is not set")))?;
+                    open_url(&url, ctx).await
+                }
+            }
+
+            conformance_tests::suite!(if skip_without(VAR, $what) {
+                return;
+            } else {
+                Server
+            });
         }
-
-        async fn open(&self, ctx: &Context) -> StoreResult<Arc<dyn SessionStore>> {
-            let url = server_url(VAR, ctx)
-                .ok_or_else(|| StoreError::config(format!("{VAR} is not set")))?;
-            open_url(&url, ctx).await
-        }
-    }
-
-    // Without a URL each generated test prints SKIP and returns.
-    conformance_tests::suite!(if skip_without(VAR, "sessions postgres conformance") {
-        return;
-    } else {
-        Postgres
-    });
+    };
 }
 
-#[cfg(feature = "mysql")]
-mod mysql {
-    use super::*;
-
-    const VAR: &str = "SESSIONS_TEST_MYSQL_URL";
-
-    struct MySql;
-
-    #[conformance_tests::async_trait]
-    impl Backend for MySql {
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::new()
-                .persistent()
-                .multi_process()
-                .native_update()
-                .max_value_size(1 << 20)
-        }
-
-        async fn open(&self, ctx: &Context) -> StoreResult<Arc<dyn SessionStore>> {
-            let url = server_url(VAR, ctx)
-                .ok_or_else(|| StoreError::config(format!("{VAR} is not set")))?;
-            open_url(&url, ctx).await
-        }
-    }
-
-    conformance_tests::suite!(if skip_without(VAR, "sessions mysql conformance") {
-        return;
-    } else {
-        MySql
-    });
-}
+server_backend!(
+    "postgres",
+    postgres,
+    "SESSIONS_TEST_POSTGRES_URL",
+    "sessions postgres conformance"
+);
+server_backend!(
+    "mysql",
+    mysql,
+    "SESSIONS_TEST_MYSQL_URL",
+    "sessions mysql conformance"
+);
 
 #[cfg(feature = "file")]
 mod file {
